@@ -1,0 +1,61 @@
+"""The `realtime-relay` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from relay.config import ConfigError, Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from relay.app import create_app
+    from relay.logging import configure
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"realtime-relay: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    configure(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        # The sans-I/O implementation costs 25-35 % less CPU per message than the legacy one,
+        # and compression costs 2.3x CPU for audio that does not compress (physical-limits.md).
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_message_bytes + 1024,
+        lifespan="on",
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realtime-relay", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the relay server")
+    serve.add_argument("--host", default=None, help="bind address (default: RELAY_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: RELAY_PORT or 8000)")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
