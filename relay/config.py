@@ -49,18 +49,14 @@ class Settings:
     # How long the upstream pump pauses at the high-water mark before it resumes and lets the
     # hard-limit policy drop the oldest audio (a stuck client must not stall the provider forever).
     backpressure_max_wait_ms: int = 3000
-    # Inbound (client -> provider) queue, in milliseconds of audio.
-    inbound_limit_ms: int = 2000
     drain_timeout_s: float = 10.0
     # Providers. A missing key means the provider is served by its local emulator.
     openai_api_key: Secret = Secret("")
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-realtime"
     # Emulator knobs (used when a provider is emulated).
-    emulator_speed: float = 0.0
-    # Storage and metering.
-    database_url: str = "sqlite:///./relay.db"
-    redis_url: str = ""
+    # Real providers stream faster than real time; 3x is a fair imitation. 0 = as fast as possible.
+    emulator_speed: float = 3.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,8 +91,6 @@ class Settings:
 ENV_PREFIXLESS: dict[str, str] = {
     "openai_api_key": "OPENAI_API_KEY",
     "openai_base_url": "OPENAI_BASE_URL",
-    "database_url": "DATABASE_URL",
-    "redis_url": "REDIS_URL",
 }
 
 SETTINGS_DOC: dict[str, str] = {
@@ -111,14 +105,11 @@ SETTINGS_DOC: dict[str, str] = {
     "outbound_high_water_ms": "Queued output audio (ms) at which the relay stops reading upstream.",
     "outbound_hard_limit_ms": "Queued output audio (ms) past which the oldest audio is dropped and counted.",
     "backpressure_max_wait_ms": "How long reading upstream pauses at the high-water mark before drop-oldest applies.",
-    "inbound_limit_ms": "Queued input audio (ms) towards the provider; past it the oldest is dropped and counted.",
     "drain_timeout_s": "On SIGTERM, how long sessions may finish before they are closed with 1012.",
     "openai_api_key": "OpenAI key. Unset: `openai` is served by the in-process emulator.",
     "openai_base_url": "OpenAI API base URL (the WebSocket URL is derived from it).",
     "openai_model": "Default OpenAI Realtime model when `session.start` names none.",
     "emulator_speed": "Emulated providers' output pace as a multiple of real time; 0 = as fast as possible.",
-    "database_url": "Store: `sqlite:///path` (default) or `postgresql://…`.",
-    "redis_url": "Redis for usage streams; unset = in-process metering.",
 }
 
 
