@@ -24,6 +24,9 @@ from relay.session import Session
 
 LOG = logging.getLogger("relay.transport.ws")
 
+# How long a closing session's writer may take to flush its last events (session.ended, close).
+WRITER_FLUSH_S = 5.0
+
 
 def choose_subprotocol(offered: list[str]) -> str | None:
     """The framing subprotocol to select. None when the client offered none (JSON is the default)."""
@@ -42,6 +45,7 @@ class WebSocketTransport:
         # The raw ASGI callables: Starlette's wrappers re-check connection state on every frame.
         self._send = ws._send
         self._receive = ws._receive
+        self._disconnected = False
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._writer(), name=f"writer-{self.session.session_id}")
@@ -50,8 +54,12 @@ class WebSocketTransport:
         finally:
             if not self.session.closed.is_set():
                 await self.session.client_gone()
-            with contextlib.suppress(Exception):
-                await writer
+            if self._disconnected:
+                # Nobody will read what is left; a writer paused by flow control would otherwise
+                # hold the connection (and uvicorn's TCP close) until the client gives up.
+                writer.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(writer, WRITER_FLUSH_S)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -62,6 +70,7 @@ class WebSocketTransport:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
+                self._disconnected = True
                 if message.get("code") == CLOSE_TOO_BIG:
                     # The WebSocket layer enforced ws_max_size and already closed with 1009.
                     await session.finish("message_too_big", CLOSE_TOO_BIG)
