@@ -26,6 +26,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> int:
+    from relay.config import settings_table
+
+    print(settings_table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realtime-relay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default: RELAY_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: RELAY_PORT or 8000)")
     serve.set_defaults(func=_serve)
+    table = sub.add_parser("settings", help="print every setting (environment variable) as a Markdown table")
+    table.set_defaults(func=_settings)
     return parser
 
 

@@ -54,6 +54,17 @@ class Settings:
     openai_api_key: Secret = Secret("")
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-realtime"
+    gemini_api_key: Secret = Secret("")
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    gemini_model: str = ""
+    cartesia_api_key: Secret = Secret("")
+    cartesia_base_url: str = "https://api.cartesia.ai"
+    cartesia_model: str = ""
+    cartesia_voice: str = ""
+    elevenlabs_api_key: Secret = Secret("")
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    elevenlabs_model: str = ""
+    elevenlabs_voice: str = ""
     # Emulator knobs (used when a provider is emulated).
     # Real providers stream faster than real time; 3x is a fair imitation. 0 = as fast as possible.
     emulator_speed: float = 3.0
@@ -86,11 +97,18 @@ class Settings:
     def openai_emulated(self) -> bool:
         return not self.openai_api_key
 
+    def api_key(self, provider: str) -> Secret:
+        key: Secret = getattr(self, f"{provider}_api_key")
+        return key
+
 
 # Settings that follow a provider's own well-known variable name rather than RELAY_*.
 ENV_PREFIXLESS: dict[str, str] = {
     "openai_api_key": "OPENAI_API_KEY",
     "openai_base_url": "OPENAI_BASE_URL",
+    "gemini_api_key": "GEMINI_API_KEY",
+    "cartesia_api_key": "CARTESIA_API_KEY",
+    "elevenlabs_api_key": "ELEVENLABS_API_KEY",
 }
 
 SETTINGS_DOC: dict[str, str] = {
@@ -109,6 +127,17 @@ SETTINGS_DOC: dict[str, str] = {
     "openai_api_key": "OpenAI key. Unset: `openai` is served by the in-process emulator.",
     "openai_base_url": "OpenAI API base URL (the WebSocket URL is derived from it).",
     "openai_model": "Default OpenAI Realtime model when `session.start` names none.",
+    "gemini_api_key": "Gemini API key. Unset: `gemini` is served by the in-process emulator.",
+    "gemini_base_url": "Gemini API base URL (the Live WebSocket URL is derived from it).",
+    "gemini_model": "Default Gemini Live model (empty: the adapter's current default).",
+    "cartesia_api_key": "Cartesia key. Unset: `cartesia` is served by the in-process emulator.",
+    "cartesia_base_url": "Cartesia API base URL.",
+    "cartesia_model": "Default Cartesia model (empty: the adapter's current default).",
+    "cartesia_voice": "Default Cartesia voice id when `session.start` names none.",
+    "elevenlabs_api_key": "ElevenLabs key. Unset: `elevenlabs` is served by the in-process emulator.",
+    "elevenlabs_base_url": "ElevenLabs API base URL.",
+    "elevenlabs_model": "Default ElevenLabs model (empty: the adapter's current default).",
+    "elevenlabs_voice": "Default ElevenLabs voice id when `session.start` names none.",
     "emulator_speed": "Emulated providers' output pace as a multiple of real time; 0 = as fast as possible.",
 }
 
@@ -133,3 +162,13 @@ def _parse(field_name: str, env: str, raw: str, kind: type) -> Any:
 
 
 _DEFAULTS = Settings()
+
+
+def settings_table() -> str:
+    """The README's settings table, from the one place settings are defined."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = getattr(_DEFAULTS, f.name)
+        shown = "(unset)" if isinstance(default, Secret) or default == "" else f"`{default}`"
+        rows.append(f"| `{env_name(f.name)}` | {shown} | {SETTINGS_DOC[f.name]} |")
+    return "\n".join(rows)

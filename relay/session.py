@@ -143,6 +143,13 @@ class Session:
         """One parsed client message. Raises `RelayError` for the transport to report."""
         if self.state in (SessionState.CLOSING, SessionState.CLOSED):
             return
+        try:
+            await self._handle(msg)
+        except UpstreamError as exc:
+            # The upstream failed while we were talking to it: the same end as when the pump sees it.
+            raise UpstreamFailed(str(exc)) from None
+
+    async def _handle(self, msg: p.ClientMessage) -> None:
         if isinstance(msg, p.SessionStart):
             await self._start(msg)
             return
@@ -195,9 +202,12 @@ class Session:
             raise InvalidAudio(f"frame dropped: {exc}") from None
         upstream = self.upstream
         assert upstream is not None and self._provider_in is not None
-        for chunk in chunks:
-            self._pending_in_ms += self._provider_in.duration_ms(len(chunk))
-            await upstream.send_audio(chunk)
+        try:
+            for chunk in chunks:
+                self._pending_in_ms += self._provider_in.duration_ms(len(chunk))
+                await upstream.send_audio(chunk)
+        except UpstreamError as exc:
+            raise UpstreamFailed(str(exc)) from None
 
     async def _flush_input(self) -> None:
         if self._in_tc is None or self.upstream is None:

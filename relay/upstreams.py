@@ -1,15 +1,22 @@
 """Build the provider directory from settings, starting local emulators for keyless providers.
 
 A provider with a key talks to the real service; without one it is served by its emulator,
-started in-process on a loopback port, and the log says so first thing.
+started in-process on a loopback port, and the log says so first thing. Adding a provider is one
+entry in `UPSTREAMS`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
+from providers.base import Provider
+from providers.cartesia import provider as cartesia
+from providers.cartesia.emulator import CartesiaEmulator
+from providers.cartesia.provider import CartesiaProvider
 from providers.openai.emulator import OpenAIRealtimeEmulator
 from providers.openai.provider import OpenAIProvider
 from relay.config import Settings
@@ -20,27 +27,54 @@ LOG = logging.getLogger("relay.upstreams")
 EMULATED_KEY = "emulated-no-key"
 
 
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    #: the provider, given the key and base URL to use
+    build: Callable[[Settings, str, str], Provider]
+    #: the real service's base URL from settings
+    base_url: Callable[[Settings], str]
+    #: the emulator (an async context manager with `.base_url`), given speed and whether to record
+    emulator: Callable[[float, bool], Any]
+
+
+UPSTREAMS: tuple[Upstream, ...] = (
+    Upstream(
+        "openai",
+        lambda s, key, url: OpenAIProvider(api_key=key, base_url=url, default_model=s.openai_model),
+        lambda s: s.openai_base_url,
+        lambda speed, record: OpenAIRealtimeEmulator(speed=speed, record=record),
+    ),
+    Upstream(
+        "cartesia",
+        lambda s, key, url: CartesiaProvider(
+            api_key=key,
+            base_url=url,
+            default_model=s.cartesia_model or cartesia.DEFAULT_MODEL,
+            default_voice=s.cartesia_voice or cartesia.DEFAULT_VOICE,
+        ),
+        lambda s: s.cartesia_base_url,
+        lambda speed, record: CartesiaEmulator(speed=speed, record=record),
+    ),
+)
+
+
 @contextlib.asynccontextmanager
 async def provider_directory(settings: Settings, *, record: bool = False) -> AsyncIterator[ProviderDirectory]:
     """`record`: emulators keep what they received (tests inspect it); off for a long-running relay."""
     directory = ProviderDirectory()
     async with contextlib.AsyncExitStack() as stack:
-        if settings.openai_emulated:
-            emulator = OpenAIRealtimeEmulator(speed=settings.emulator_speed, record=record)
-            await stack.enter_async_context(emulator)
-            directory.add(
-                OpenAIProvider(api_key=EMULATED_KEY, base_url=emulator.base_url, default_model=settings.openai_model),
-                emulated=True,
+        for upstream in UPSTREAMS:
+            key = settings.api_key(upstream.name)
+            if key:
+                url = upstream.base_url(settings)
+                directory.add(upstream.build(settings, key.value, url))
+                LOG.info("provider %s: real service at %s", upstream.name, url)
+                continue
+            emulator = await stack.enter_async_context(upstream.emulator(settings.emulator_speed, record))
+            directory.add(upstream.build(settings, EMULATED_KEY, emulator.base_url), emulated=True)
+            directory.emulators[upstream.name] = emulator
+            LOG.warning(
+                "provider %s: no %s key, EMULATED at %s", upstream.name, upstream.name.upper(), emulator.base_url
             )
-            directory.emulators["openai"] = emulator
-            LOG.warning("provider openai: no OPENAI_API_KEY, EMULATED at %s", emulator.base_url)
-        else:
-            directory.add(
-                OpenAIProvider(
-                    api_key=settings.openai_api_key.value,
-                    base_url=settings.openai_base_url,
-                    default_model=settings.openai_model,
-                )
-            )
-            LOG.info("provider openai: real service at %s", settings.openai_base_url)
         yield directory

@@ -4,7 +4,7 @@ from dataclasses import fields
 
 import pytest
 
-from relay.config import SETTINGS_DOC, ConfigError, Settings, env_name
+from relay.config import SETTINGS_DOC, ConfigError, Settings, env_name, settings_table
 from tests.conftest import REPO
 
 
@@ -13,6 +13,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     for f in fields(Settings):
         assert f.name in SETTINGS_DOC, f"{f.name} has no description"
         assert f"`{env_name(f.name)}`" in readme, f"README's settings table lacks {env_name(f.name)}"
+    assert settings_table() in readme, "README's settings table is stale: paste `realtime-relay settings`"
 
 
 def test_environment_is_parsed_and_validated() -> None:
