@@ -321,7 +321,7 @@ class Session:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # a bug in an adapter or here: contain it to this session, log it, close 1011
             LOG.exception("session %s: upstream pump failed", self.session_id)
             self._fail_in_flight()
             await self.finish("internal_error", 1011, RelayError("internal error"))

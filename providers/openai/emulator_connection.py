@@ -510,7 +510,7 @@ class OpenAIEmulatedConnection(EmulatedConnection):
                 self.active, self._queued = self._queued, None
         except (ConnectionDropped, ConnectionClosed):
             pass
-        except Exception:
+        except Exception:  # an emulator bug: show it in the log and close 1011, as a server would
             log.exception("emulated response failed")
             await self.ws.close(1011, "emulator error")
         finally:

@@ -94,7 +94,7 @@ class WebSocketTransport:
                     await session.handle(p.parse_message(p.decode_json(text)))
             except RelayError as exc:
                 await self._report(exc)
-            except Exception:
+            except Exception:  # a bug: the client gets 1011 and no details, the log gets the traceback
                 LOG.exception("session %s: bug while handling a client message", session.session_id)
                 await session.fail(RelayError("internal error"))
                 return
@@ -137,7 +137,7 @@ class WebSocketTransport:
         except (WebSocketDisconnect, OSError, RuntimeError):
             # The client went away mid-write; the reader sees the disconnect and settles the session.
             return
-        except Exception:
+        except Exception:  # a bug in encoding: log it and close 1011 rather than hang the session
             LOG.exception("session %s: writer failed", self.session.session_id)
             with contextlib.suppress(Exception):
                 await self.ws.close(CLOSE_INTERNAL)
