@@ -166,7 +166,6 @@ class Session:
                 await self.handle_audio(audio)
             case p.AudioCommit(respond=respond):
                 await self._flush_input()
-                self._pending_commit_guard()
                 await upstream.commit(respond)
             case p.TextIn(text=text, final=final, respond=respond):
                 await upstream.send_text(text, final=final, respond=respond)
@@ -182,9 +181,6 @@ class Session:
                 await upstream.update(instructions=instructions, voice=voice, tools=tools)
             case p.SessionEnd():
                 await self.finish("client_end", CLOSE_NORMAL)
-
-    def _pending_commit_guard(self) -> None:
-        """Hook for providers that need a minimum turn length; nothing to check relay-side."""
 
     async def handle_audio(self, data: bytes) -> None:
         """User audio in the session's input format: the per-frame hot path."""
