@@ -17,6 +17,12 @@ from providers.base import Provider
 from providers.cartesia import provider as cartesia
 from providers.cartesia.emulator import CartesiaEmulator
 from providers.cartesia.provider import CartesiaProvider
+from providers.elevenlabs import provider as elevenlabs
+from providers.elevenlabs.emulator import ElevenLabsEmulator
+from providers.elevenlabs.provider import ElevenLabsProvider
+from providers.gemini import provider as gemini
+from providers.gemini.emulator import GeminiEmulator
+from providers.gemini.provider import GeminiProvider
 from providers.openai.emulator import OpenAIRealtimeEmulator
 from providers.openai.provider import OpenAIProvider
 from relay.config import Settings
@@ -46,6 +52,14 @@ UPSTREAMS: tuple[Upstream, ...] = (
         lambda speed, record: OpenAIRealtimeEmulator(speed=speed, record=record),
     ),
     Upstream(
+        "gemini",
+        lambda s, key, url: GeminiProvider(
+            api_key=key, base_url=url, default_model=s.gemini_model or gemini.DEFAULT_MODEL
+        ),
+        lambda s: s.gemini_base_url,
+        lambda speed, record: GeminiEmulator(speed=speed, record=record),
+    ),
+    Upstream(
         "cartesia",
         lambda s, key, url: CartesiaProvider(
             api_key=key,
@@ -55,6 +69,17 @@ UPSTREAMS: tuple[Upstream, ...] = (
         ),
         lambda s: s.cartesia_base_url,
         lambda speed, record: CartesiaEmulator(speed=speed, record=record),
+    ),
+    Upstream(
+        "elevenlabs",
+        lambda s, key, url: ElevenLabsProvider(
+            api_key=key,
+            base_url=url,
+            default_model=s.elevenlabs_model or elevenlabs.DEFAULT_MODEL,
+            default_voice=s.elevenlabs_voice or elevenlabs.DEFAULT_VOICE,
+        ),
+        lambda s: s.elevenlabs_base_url,
+        lambda speed, record: ElevenLabsEmulator(speed=speed, record=record),
     ),
 )
 

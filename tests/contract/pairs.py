@@ -11,6 +11,10 @@ from typing import Any
 from providers.base import Provider
 from providers.cartesia.emulator import CartesiaEmulator
 from providers.cartesia.provider import CartesiaProvider
+from providers.elevenlabs.emulator import ElevenLabsEmulator
+from providers.elevenlabs.provider import ElevenLabsProvider
+from providers.gemini.emulator import GeminiEmulator
+from providers.gemini.provider import GeminiProvider
 from providers.openai.emulator import OpenAIRealtimeEmulator
 from providers.openai.provider import OpenAIProvider
 
@@ -38,9 +42,21 @@ PAIRS: tuple[Pair, ...] = (
         audio_in=True,
     ),
     Pair(
+        "gemini",
+        lambda key, url: GeminiProvider(api_key=key, base_url=url),
+        lambda speed, key: GeminiEmulator(speed=speed, api_key=key),
+        audio_in=True,
+    ),
+    Pair(
         "cartesia",
         lambda key, url: CartesiaProvider(api_key=key, base_url=url),
         lambda speed, key: CartesiaEmulator(speed=speed, api_key=key),
+        audio_in=False,
+    ),
+    Pair(
+        "elevenlabs",
+        lambda key, url: ElevenLabsProvider(api_key=key, base_url=url),
+        lambda speed, key: ElevenLabsEmulator(speed=speed, api_key=key),
         audio_in=False,
     ),
 )
