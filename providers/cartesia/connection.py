@@ -34,6 +34,7 @@ from audiocodecs.format import PCM16_16K, AudioFormat
 from providers.base import UpstreamError
 from providers.cartesia.translator import CartesiaTranslator, Scrubber, error_details
 from providers.events import Alignment, AudioDelta, ProviderEvent
+from providers.sockets import PERMANENT_HTTP_STATUSES, describe_close, handshake_error, wire_logger
 
 __all__ = [
     "CLOSE_TIMEOUT_S",
@@ -53,8 +54,6 @@ MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 CLOSE_TIMEOUT_S: Final = 2.0
 #: provider events waiting for `events()` before the reader stops reading the socket
 MAILBOX_EVENTS: Final = 64
-#: HTTP statuses at the upgrade that will not change on retry
-_PERMANENT_HTTP: Final = frozenset({400, 401, 402, 403, 404})
 #: close codes of a deliberate close by Cartesia (idle timeout, restart), not a failure when idle
 _CLEAN_CLOSE: Final = frozenset({1000, 1001})
 
@@ -62,23 +61,7 @@ _CLEAN_CLOSE: Final = frozenset({1000, 1001})
 Connector = Callable[[], Awaitable[ClientConnection]]
 
 
-class _WireLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to `websockets`. At DEBUG it would log the handshake headers — our
-    ``X-API-Key`` — and excerpts of every frame; this adapter never enables DEBUG."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WIRE_LOG: Final = _WireLogger(logging.getLogger(f"{__name__}.wire"), {})
-
-
-def _describe_close(exc: ConnectionClosed, scrub: Scrubber) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    reason = scrub(received.reason) if received.reason else ""
-    return f"code {received.code}: {reason}" if reason else f"code {received.code}"
+_WIRE_LOG: Final = wire_logger(__name__)
 
 
 def _refusal(exc: InvalidStatus, scrub: Scrubber) -> UpstreamError:
@@ -101,7 +84,7 @@ def _refusal(exc: InvalidStatus, scrub: Scrubber) -> UpstreamError:
     return UpstreamError(
         f"Cartesia refused the connection: HTTP {status}: {scrub(detail)}",
         code=code,
-        retryable=status not in _PERMANENT_HTTP,
+        retryable=status not in PERMANENT_HTTP_STATUSES,
     )
 
 
@@ -131,10 +114,8 @@ def connector(
             raise UpstreamError(f"Cartesia did not answer within {timeout_s:g} s") from None
         except InvalidStatus as exc:
             raise _refusal(exc, scrub) from None
-        except InvalidURI:
-            raise UpstreamError("Cartesia URL is not a valid WebSocket URL", retryable=False) from None
-        except (InvalidHandshake, OSError) as exc:
-            raise UpstreamError(f"could not connect to Cartesia: {type(exc).__name__}: {scrub(str(exc))}") from None
+        except (InvalidURI, InvalidHandshake, OSError) as exc:
+            raise handshake_error("Cartesia", exc, scrub) from None
 
     return open_socket
 
@@ -311,7 +292,7 @@ class CartesiaUpstreamSession:
                     await ws.send(orjson.dumps(message), text=True)
             except ConnectionClosed as exc:
                 if not self._closing:
-                    self._fail(UpstreamError(f"Cartesia connection lost ({_describe_close(exc, self._scrub)})"))
+                    self._fail(UpstreamError(f"Cartesia connection lost ({describe_close(exc, self._scrub)})"))
 
     async def _reopen(self) -> ClientConnection | None:
         try:
@@ -366,7 +347,7 @@ class CartesiaUpstreamSession:
             # socket: moot, and not worth reopening a socket for.
             self._translator.data_to_send()
             return
-        self._fail(UpstreamError(f"Cartesia connection lost ({_describe_close(exc, self._scrub)})"))
+        self._fail(UpstreamError(f"Cartesia connection lost ({describe_close(exc, self._scrub)})"))
 
     async def events(self) -> AsyncIterator[ProviderEvent]:
         """Normalized events until `close()`. Raises `UpstreamError` when the connection fails —

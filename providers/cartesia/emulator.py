@@ -19,6 +19,7 @@ What it speaks (reference/protocols-tts-gateways-pricing.md §1 and the §5 chec
   `emulator_context`. Output is paced at ``speed`` x real time (0 = as fast as the socket takes it).
 * TLS with ``tls=True`` (a self-signed loopback certificate; clients trust it with
   `client_ssl_context()`), and faults for tests: ``emulator.faults`` or ``?emulator_faults=…``.
+  `wait_for_event` knows client messages as ``generate``, ``cancel`` and ``invalid``.
 
 Run it as its own process (the load tester does): ``python -m providers.cartesia.emulator --port 8767``.
 """
@@ -26,15 +27,11 @@ Run it as its own process (the load tester does): ``python -m providers.cartesia
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import hmac
 import re
-import signal
-import ssl
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -46,9 +43,9 @@ from websockets.protocol import State
 
 from providers.cartesia.emulator_connection import CartesiaEmulatedConnection
 from providers.cartesia.emulator_request import STRUCTURED_ERRORS_VERSION
+from providers.emulation.cli import CommonOptions, EmulatorCommand
 from providers.emulation.faults import Faults
-from providers.emulation.server import DEFAULT_WAIT_S, EmulatorServer
-from providers.emulation.tls import self_signed
+from providers.emulation.server import EmulatorServer
 
 __all__ = ["DEFAULT_PORT", "TTS_PATH", "CartesiaEmulator", "main", "requested_version"]
 
@@ -98,14 +95,9 @@ class CartesiaEmulator(EmulatorServer[CartesiaEmulatedConnection]):
         max_contexts: int | None = None,
         idle_timeout_s: float | None = IDLE_TIMEOUT_S,
     ) -> None:
-        if speed < 0:
-            raise ValueError(f"speed must be >= 0; got {speed}")
         if chunk_ms <= 0:
             raise ValueError(f"chunk_ms must be positive; got {chunk_ms}")
-        server_ssl = self_signed().server_context() if tls else None
-        super().__init__(host=host, port=port, faults=faults, record=record, ssl=server_ssl)
-        self.speed = speed
-        self.api_key = api_key
+        super().__init__(host=host, port=port, speed=speed, api_key=api_key, faults=faults, record=record, tls=tls)
         self.chunk_ms = chunk_ms
         self.max_connections = max_connections
         self.max_contexts = max_contexts
@@ -117,22 +109,8 @@ class CartesiaEmulator(EmulatorServer[CartesiaEmulatedConnection]):
         return f"CartesiaEmulator({where}, speed={self.speed}, chunk_ms={self.chunk_ms})"
 
     @property
-    def base_url(self) -> str:
-        """What to pass as `CartesiaProvider`'s ``base_url`` (or the SDK's ``base_url``)."""
-        return f"{self.http_scheme}://{self.host}:{self.port}"
-
-    @property
-    def ws_base_url(self) -> str:
-        """What to pass as the SDK's ``websocket_base_url`` (it would otherwise force ``wss``)."""
-        return f"{self.ws_scheme}://{self.host}:{self.port}"
-
-    @property
     def ws_url(self) -> str:
         return self.ws_base_url + TTS_PATH
-
-    def client_ssl_context(self) -> ssl.SSLContext:
-        """An SSL context that trusts this emulator's certificate (``tls=True``)."""
-        return self_signed().client_context()
 
     @property
     def billed_characters(self) -> int:
@@ -204,76 +182,35 @@ class CartesiaEmulator(EmulatorServer[CartesiaEmulatedConnection]):
             return response
         return connection.respond(HTTPStatus(status), f"{title}: {message}")
 
-    async def wait_for_event(
-        self,
-        type: str,
-        timeout: float = DEFAULT_WAIT_S,  # noqa: ASYNC109 - the helper's documented signature
-        *,
-        count: int = 1,
-    ) -> dict[str, Any]:
-        """The ``count``-th client message of ``type`` (``generate``, ``cancel``, ``invalid``) on the
-        most recent connection, waiting for both if needed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        conn = self.connections[-1] if self.connections else await self.wait_for_connection(1, timeout)
-        return await conn.wait_for_event(type, max(0.0, deadline - loop.time()), count=count)
-
 
 # -- command line -------------------------------------------------------------------------------
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m providers.cartesia.emulator", description="Serve a local Cartesia TTS WebSocket emulator."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port (printed at start)")
-    parser.add_argument("--speed", type=float, default=1.0, help="output pacing x real time; 0 = unpaced")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-ms", type=int, default=40, help="audio per chunk message")
-    parser.add_argument("--api-key", default=None, help="accept only this key (default: any key)")
     parser.add_argument("--max-connections", type=int, default=None, help="open sockets before 429")
     parser.add_argument("--max-contexts", type=int, default=None, help="active contexts per socket before 429")
-    parser.add_argument("--faults", default="", help="e.g. delay_ms:5,drop_after_events:100 (for every connection)")
-    return parser.parse_args(argv)
 
 
-def _options(args: argparse.Namespace) -> Mapping[str, Any]:
-    return {
-        "host": args.host,
-        "port": args.port,
-        "speed": args.speed,
-        "chunk_ms": args.chunk_ms,
-        "api_key": args.api_key,
-        "max_connections": args.max_connections,
-        "max_contexts": args.max_contexts,
-        "faults": Faults.parse(args.faults),
-        "record": False,  # a long-running process must not keep every message
-    }
+def _build(args: argparse.Namespace, options: CommonOptions) -> CartesiaEmulator:
+    return CartesiaEmulator(
+        **options, chunk_ms=args.chunk_ms, max_connections=args.max_connections, max_contexts=args.max_contexts
+    )
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    emulator = CartesiaEmulator(**_options(args))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # not on Windows
-            loop.add_signal_handler(sig, stop.set)
-    async with emulator:
-        print(f"Cartesia emulator listening on {emulator.ws_url} (speed {emulator.speed})", flush=True)
-        await stop.wait()
-    print("Cartesia emulator stopped", flush=True)
+COMMAND: Final = EmulatorCommand(
+    name="Cartesia emulator",
+    module="providers.cartesia.emulator",
+    description="Serve a local Cartesia TTS WebSocket emulator.",
+    default_port=DEFAULT_PORT,
+    build=_build,
+    endpoint=lambda emulator: emulator.ws_url,
+    add_arguments=_add_arguments,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return COMMAND.main(argv)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import ssl
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 from providers.base import ProviderKind, SessionConfig, UpstreamError, UpstreamSession
 from providers.cartesia.connection import connector, open_session
 from providers.cartesia.translator import CartesiaTranslator, Scrubber, negotiate_output
+from providers.sockets import websocket_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -30,18 +30,13 @@ DEFAULT_VOICE: Final = "a0e99841-438c-4a64-b679-ae501e7d6091"
 DEFAULT_VERSION: Final = "2026-03-01"
 _SONIC_MODEL: Final = re.compile(r"sonic(?:-[A-Za-z0-9.\-]+)?")
 _VERSION: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
-_WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 TTS_PATH: Final = "/tts/websocket"
 
 
 def tts_url(base_url: str) -> str:
     """The TTS WebSocket URL for `base_url`, derived as the official SDK does: http→ws, https→wss,
     ``/tts/websocket`` appended to the path, the base URL's own query kept."""
-    parts = urlsplit(base_url)
-    scheme = _WS_SCHEMES.get(parts.scheme.lower())
-    if scheme is None or not parts.netloc:
-        raise ValueError("Cartesia base_url must be an http(s) or ws(s) URL with a host")
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + TTS_PATH, parts.query, ""))
+    return websocket_url("Cartesia", base_url, TTS_PATH)
 
 
 class CartesiaProvider:

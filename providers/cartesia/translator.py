@@ -31,13 +31,14 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from audiocodecs.format import PCM16_24K, AudioFormat, Encoding
+from providers import secrets
 from providers.events import (
     Alignment,
     AudioDelta,
@@ -82,8 +83,6 @@ VOICE_OBJECT_VERSION: Final = "2026-08-14"
 MAX_ENDED_CONTEXTS: Final = 64
 #: unknown server event types remembered (each is logged once)
 MAX_UNKNOWN_TYPES: Final = 256
-#: provider error messages are cut to this length before they travel on
-MAX_ERROR_MESSAGE_CHARS: Final = 500
 #: an error code for the HTTP-like status when Cartesia sent none (legacy errors have no code)
 CODE_BY_STATUS: Final = {
     400: "invalid_request",
@@ -105,35 +104,15 @@ _IGNORED: Final = frozenset({"flush_done", "phoneme_timestamps"})
 # secrets
 
 
-_TOKEN_RE: Final = re.compile(r"\b(?:sk|ek)[-_][A-Za-z0-9_*\-]{3,}")
-_REDACTED: Final = "[redacted]"
+class Scrubber(secrets.Scrubber):
+    """Scrubs the given keys and anything shaped like a Cartesia key (``sk_car_…``)."""
+
+    __slots__ = ()
+    pattern = re.compile(r"\b(?:sk|ek)[-_][A-Za-z0-9_*\-]{3,}")
 
 
-def scrub_secrets(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` without the given secrets or anything shaped like a Cartesia key (``sk_car_…``),
-    cut to `MAX_ERROR_MESSAGE_CHARS`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    text = _TOKEN_RE.sub(_REDACTED, text)
-    if len(text) > MAX_ERROR_MESSAGE_CHARS:
-        text = text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return text
-
-
-class Scrubber:
-    """`scrub_secrets` bound to the keys of one provider; its repr never shows them."""
-
-    __slots__ = ("_secrets",)
-
-    def __init__(self, *secrets: str) -> None:
-        self._secrets = tuple(s for s in secrets if s)
-
-    def __call__(self, text: str) -> str:
-        return scrub_secrets(text, self._secrets)
-
-    def __repr__(self) -> str:
-        return f"Scrubber(<{len(self._secrets)} secret(s)>)"
+#: `text` without the given secrets or anything shaped like a Cartesia key, cut to `MAX_ERROR_MESSAGE_CHARS`
+scrub_secrets: Final = Scrubber.scrub
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,12 +25,13 @@ from typing import Any, Final
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from audiocodecs.format import AudioFormat
 from providers.base import UpstreamError
 from providers.elevenlabs.translator import ElevenLabsTranslator, Scrubber, Step, is_permanent_failure
 from providers.events import ProviderEvent
+from providers.sockets import describe_close, handshake_error, wire_logger
 
 __all__ = [
     "CLOSE_TIMEOUT_S",
@@ -51,19 +52,9 @@ CLOSE_TIMEOUT_S: Final = 2.0
 KEEPALIVE_S: Final = 10.0
 #: events waiting for the session before the reader stops reading the socket
 MAX_QUEUED_EVENTS: Final = 64
-#: HTTP statuses at the upgrade that will not change on retry
-_PERMANENT_HTTP: Final = frozenset({400, 401, 402, 403, 404})
 
 
-class _WireLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to `websockets`. At DEBUG it would log the handshake headers — our
-    ``xi-api-key`` — and excerpts of every frame; this adapter never enables DEBUG."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WIRE_LOG: Final = _WireLogger(logging.getLogger(f"{__name__}.wire"), {})
+_WIRE_LOG: Final = wire_logger(__name__)
 
 
 class _End:
@@ -74,29 +65,14 @@ _END: Final = _End()
 _Item = ProviderEvent | _End | UpstreamError
 
 
-def _describe_close(exc: ConnectionClosed, scrub: Scrubber) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    reason = scrub(received.reason) if received.reason else ""
-    return f"code {received.code}: {reason}" if reason else f"code {received.code}"
-
-
 def _setup_failure(exc: BaseException, timeout_s: float, scrub: Scrubber) -> UpstreamError:
     """An `UpstreamError` with a clean message for anything that went wrong while opening."""
     if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
         return UpstreamError(f"ElevenLabs did not answer within {timeout_s:g} s")
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        return UpstreamError(
-            f"ElevenLabs refused the connection: HTTP {status}", retryable=status not in _PERMANENT_HTTP
-        )
     if isinstance(exc, ConnectionClosed):
-        detail = _describe_close(exc, scrub)
+        detail = describe_close(exc, scrub)
         return UpstreamError(f"ElevenLabs refused the session ({detail})", retryable=not is_permanent_failure(detail))
-    if isinstance(exc, InvalidURI):
-        return UpstreamError("ElevenLabs URL is not a valid WebSocket URL", retryable=False)
-    return UpstreamError(f"could not connect to ElevenLabs: {type(exc).__name__}: {scrub(str(exc))}")
+    return handshake_error("ElevenLabs", exc, scrub)
 
 
 async def open_session(
@@ -218,7 +194,7 @@ class ElevenLabsUpstreamSession:
                 await self._send(step.send)
             except ConnectionClosed as exc:
                 if not self._closing:  # after our close(), late intents are dropped
-                    raise UpstreamError(f"ElevenLabs connection lost ({_describe_close(exc, self._scrub)})") from None
+                    raise UpstreamError(f"ElevenLabs connection lost ({describe_close(exc, self._scrub)})") from None
 
     async def _send(self, messages: list[dict[str, Any]]) -> None:
         async with self._send_lock:
@@ -279,7 +255,7 @@ class ElevenLabsUpstreamSession:
             log.info("ElevenLabs closed the connection normally")
             self._queue.put_nowait(_END)
         else:
-            detail = _describe_close(closed, self._scrub)
+            detail = describe_close(closed, self._scrub)
             if pending is not None and closed.rcvd is not None:
                 # The error message says it whole; the close reason is the same text cut to 123 bytes.
                 detail = f"code {closed.rcvd.code}: {pending}"

@@ -171,21 +171,6 @@ class ElevenLabsEmulatedConnection(EmulatedConnection):
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send_message(self, message: dict[str, Any], kind: str) -> None:
-        """Send one server message, applying the connection's faults (the base's `send_event` wants a
-        ``type`` field, which this protocol's messages do not have)."""
-        if self.dropped:
-            raise ConnectionDropped
-        if self._delay_s:
-            await asyncio.sleep(self._delay_s)
-            if self.dropped:
-                raise ConnectionDropped
-        self.events_sent += 1
-        if self.record and len(self.sent_types) < MAX_RECORDED_EVENTS:
-            self.sent_types.append(kind)
-        await self.ws.send(orjson.dumps(message), text=True)
-        await self._after_event(self.events_sent)
-
     async def close_with(self, code: int, reason: str) -> None:
         self.close_code = code
         for context in list(self.contexts.values()):

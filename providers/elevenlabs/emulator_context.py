@@ -56,7 +56,7 @@ DEFAULT_CHUNK_CHARS: Final = 4
 _SENTENCE_END: Final = re.compile(r"[.!?;:]\s*$")
 
 #: (message, kind for the connection's recording)
-Send = Callable[[dict[str, Any], str], Awaitable[None]]
+Send = Callable[[dict[str, Any], str], Awaitable[object]]
 
 
 class KeyStyle(enum.StrEnum):

@@ -6,11 +6,12 @@ import re
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Final
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from providers.base import ProviderKind, SessionConfig, UpstreamError, UpstreamSession
 from providers.elevenlabs.connection import KEEPALIVE_S, open_session
 from providers.elevenlabs.translator import ElevenLabsTranslator, Scrubber
+from providers.sockets import websocket_url
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "DEFAULT_VOICE", "ElevenLabsProvider", "stream_url"]
 
@@ -21,7 +22,6 @@ DEFAULT_MODEL: Final = "eleven_flash_v2_5"
 DEFAULT_VOICE: Final = "21m00Tcm4TlvDq8ikWAM"
 #: TTS model families served over the WebSockets (eleven_v3 is not, per the service's docs)
 _WS_MODEL: Final = re.compile(r"eleven_(?:flash|turbo|multilingual|monolingual)_v\d+(?:_\d+)?")
-_WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 #: the service's inactivity timeout may be raised to this many seconds
 MAX_INACTIVITY_TIMEOUT_S: Final = 180
 
@@ -38,19 +38,10 @@ def stream_url(
     """The TTS WebSocket URL for `base_url`, derived as the official SDK does: http→ws, https→wss,
     ``/v1/text-to-speech/{voice_id}/(multi-)stream-input`` under the base path, the query appended
     to the base URL's own."""
-    parts = urlsplit(base_url)
-    scheme = _WS_SCHEMES.get(parts.scheme.lower())
-    if scheme is None or not parts.netloc:
-        raise ValueError("ElevenLabs base_url must be an http(s) or ws(s) URL with a host")
     endpoint = "multi-stream-input" if multi else "stream-input"
-    path = f"{parts.path.rstrip('/')}/v1/text-to-speech/{quote(voice_id, safe='')}/{endpoint}"
-    query = [
-        *parse_qsl(parts.query, keep_blank_values=True),
-        ("model_id", model),
-        ("output_format", output_format),
-        *(extra or {}).items(),
-    ]
-    return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
+    path = f"/v1/text-to-speech/{quote(voice_id, safe='')}/{endpoint}"
+    params = [("model_id", model), ("output_format", output_format), *(extra or {}).items()]
+    return websocket_url("ElevenLabs", base_url, path, params)
 
 
 class ElevenLabsProvider:

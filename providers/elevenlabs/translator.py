@@ -36,6 +36,7 @@ from typing import Any, Final
 import orjson
 
 from audiocodecs.format import PCM16_16K, AudioFormat
+from providers import secrets
 from providers.base import SessionConfig
 from providers.elevenlabs.formats import OUTPUT_FORMATS, negotiate_output_format
 from providers.events import (
@@ -64,8 +65,6 @@ log = logging.getLogger(__name__)
 
 #: contexts the service allows at once on one connection
 MAX_CONTEXTS: Final = 5
-#: provider error messages are cut to this length before they travel on
-MAX_ERROR_MESSAGE_CHARS: Final = 500
 #: distinct unexpected message shapes remembered (each is logged once)
 MAX_UNKNOWN_SHAPES: Final = 64
 
@@ -92,35 +91,15 @@ _PERMANENT_MARKERS: Final = (
 # secrets
 
 
-_KEY_RE: Final = re.compile(r"\bsk_[A-Za-z0-9*]{6,}")
-_REDACTED: Final = "[redacted]"
+class Scrubber(secrets.Scrubber):
+    """Scrubs the given key and anything shaped like an ElevenLabs key (``sk_…``)."""
+
+    __slots__ = ()
+    pattern = re.compile(r"\bsk_[A-Za-z0-9*]{6,}")
 
 
-def scrub_secrets(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` without the given secrets and anything shaped like an ElevenLabs key (``sk_…``),
-    cut to `MAX_ERROR_MESSAGE_CHARS`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    text = _KEY_RE.sub(_REDACTED, text)
-    if len(text) > MAX_ERROR_MESSAGE_CHARS:
-        text = text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return text
-
-
-class Scrubber:
-    """`scrub_secrets` bound to one provider's key; its repr never shows it."""
-
-    __slots__ = ("_secrets",)
-
-    def __init__(self, *secrets: str) -> None:
-        self._secrets = tuple(s for s in secrets if s)
-
-    def __call__(self, text: str) -> str:
-        return scrub_secrets(text, self._secrets)
-
-    def __repr__(self) -> str:
-        return f"Scrubber(<{len(self._secrets)} secret(s)>)"
+#: `text` without the given secrets or anything shaped like an ElevenLabs key, cut to `MAX_ERROR_MESSAGE_CHARS`
+scrub_secrets: Final = Scrubber.scrub
 
 
 def is_permanent_failure(detail: str) -> bool:

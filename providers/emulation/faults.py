@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["FAULTS_QUERY_PARAM", "FaultSpecError", "Faults"]
+__all__ = ["FAULTS_QUERY_PARAM", "FaultSpecError", "Faults", "parse_count", "parse_non_negative"]
 
 #: query parameter carrying per-connection faults
 FAULTS_QUERY_PARAM: Final = "emulator_faults"
@@ -23,14 +23,19 @@ class FaultSpecError(ValueError):
     """An ``emulator_faults`` string names an unknown switch or carries a bad value."""
 
 
-def _non_negative_float(raw: str) -> float:
+# Value parsers (raise ValueError), also for an emulator's own switches (`GeminiFaults`).
+
+
+def parse_non_negative(raw: str) -> float:
+    """A duration or other float >= 0."""
     value = float(raw)
     if not value >= 0.0:  # also rejects NaN
         raise ValueError("must be >= 0")
     return value
 
 
-def _count(raw: str) -> int | None:
+def parse_count(raw: str) -> int | None:
+    """A count >= 0, or None for ``""``, ``none`` or ``off``."""
     if raw.lower() in ("", "none", "off"):
         return None
     value = int(raw)
@@ -40,7 +45,7 @@ def _count(raw: str) -> int | None:
 
 
 def _status(raw: str) -> int | None:
-    value = _count(raw)
+    value = parse_count(raw)
     if value is not None and not 400 <= value <= 599:
         raise ValueError("must be an HTTP error status (400-599)")
     return value
@@ -112,9 +117,9 @@ class Faults:
 
 
 _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
-    "delay_ms": _non_negative_float,
-    "drop_after_events": _count,
-    "malformed_after_events": _count,
+    "delay_ms": parse_non_negative,
+    "drop_after_events": parse_count,
+    "malformed_after_events": parse_count,
     "reject_connect": _status,
     "error_on_response": _text,
 }

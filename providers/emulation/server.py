@@ -8,18 +8,24 @@ received and sent and wait for a client event without sleeping. Recording is bou
 at most ``MAX_RECORDED_EVENTS`` per list per connection (later ones are counted, not kept) and the
 ``MAX_RECORDED_CONNECTIONS`` most recent connections, so an emulator left running records safely.
 
-`EmulatedConnection.send_event` is the one way out for server events; it applies the connection's
-`Faults` (delay before each event, a malformed frame after N events, an abrupt drop after N events)
-and records event types.
+`EmulatedConnection.send_message` is the one way out for server messages (`send_event` for those
+with a ``type``); it applies the connection's `Faults` (delay before each message, a malformed frame
+after N messages, an abrupt drop after N messages) and records a label for each.
+
+What every emulator has is here too: ``speed`` (output pacing as a multiple of real time, 0 = as fast
+as the socket takes it), ``api_key`` (accept only this key; None: any), ``tls`` (serve ``wss``/``https``
+with a throwaway loopback certificate that `EmulatorServer.client_ssl_context` trusts), `base_url`
+and `ws_base_url`, and `wait_for_event` on the most recent connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import ssl as ssl_module
+import ssl
 from collections.abc import Sequence
 from http import HTTPStatus
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Final, Generic, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +37,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from providers.emulation.faults import Faults, FaultSpecError
+from providers.emulation.tls import SelfSignedTLS, self_signed
 
 __all__ = [
     "MALFORMED_FRAME",
@@ -93,19 +100,30 @@ class EmulatedConnection:
     # -- sending ------------------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
-        """Send one server event (JSON), applying the connection's faults."""
+        """Send one server event (JSON), recorded by its ``type``; see `send_message`."""
+        await self.send_message(event, event["type"])
+
+    async def send_message(self, message: dict[str, Any], label: str) -> int:
+        """Send one server message (JSON, in a binary frame if `binary_frames`), applying the connection's
+        faults, and record it in `sent_types` as `label`. Returns how many were sent so far, this one included."""
         if self.dropped:
             raise ConnectionDropped
         if self._delay_s:
             await asyncio.sleep(self._delay_s)
             if self.dropped:
                 raise ConnectionDropped
-        data = orjson.dumps(event)
+        data = orjson.dumps(message)
         self.events_sent += 1
         if self.record and len(self.sent_types) < MAX_RECORDED_EVENTS:
-            self.sent_types.append(event["type"])
+            self._record_sent(label, data)
         await self.ws.send(data, text=not self.binary_frames)
-        await self._after_event(self.events_sent)
+        count = self.events_sent
+        await self._after_event(count)
+        return count
+
+    def _record_sent(self, label: str, data: bytes) -> None:
+        """Record one sent message (only while recording, and below `MAX_RECORDED_EVENTS`)."""
+        self.sent_types.append(label)
 
     async def apply_initial_faults(self) -> None:
         """Faults set to fire after 0 events fire before the first one."""
@@ -185,16 +203,26 @@ class EmulatorServer(Generic[ConnT]):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        speed: float = 0.0,
+        api_key: str | None = None,
         faults: Faults | None = None,
         record: bool = True,
-        ssl: ssl_module.SSLContext | None = None,
+        tls: bool = False,
     ) -> None:
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0; got {speed}")
         self.host = host
         self._requested_port = port
+        #: output pacing as a multiple of real time (0 = as fast as the socket takes it)
+        self.speed = speed
+        #: accept only this key (None: any key)
+        self.api_key = api_key
         #: applies to connections opened after it is set; ``?emulator_faults=`` overrides per connection
         self.faults = faults or Faults()
         self.record = record
-        self._ssl = ssl
+        #: the throwaway certificate served with ``tls=True`` (None: plain ``ws``/``http``)
+        self.tls: SelfSignedTLS | None = self_signed() if tls else None
+        self._ssl = self.tls.server_context() if self.tls is not None else None
         self._server: Server | None = None
         #: every connection opened (in order), unless ``record=False``
         self.connections: list[ConnT] = []
@@ -259,6 +287,30 @@ class EmulatorServer(Generic[ConnT]):
     def http_scheme(self) -> str:
         return "http" if self._ssl is None else "https"
 
+    @property
+    def base_url(self) -> str:
+        """What to pass as the provider's (or its SDK's) ``base_url``: here, the HTTP origin."""
+        return f"{self.http_scheme}://{self.host}:{self.port}"
+
+    @property
+    def ws_base_url(self) -> str:
+        """The WebSocket origin, ``ws[s]://host:port``."""
+        return f"{self.ws_scheme}://{self.host}:{self.port}"
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client SSL context that trusts this emulator's certificate; only with ``tls=True``."""
+        return self._tls_only().client_context()
+
+    @property
+    def ca_pem_path(self) -> Path:
+        """The certificate as a PEM file (for clients told through ``SSL_CERT_FILE``); only with ``tls=True``."""
+        return self._tls_only().ca_file
+
+    def _tls_only(self) -> SelfSignedTLS:
+        if self.tls is None:
+            raise RuntimeError("this emulator was started without tls=True")
+        return self.tls
+
     async def wait_for_connection(self, count: int = 1, timeout: float = DEFAULT_WAIT_S) -> ConnT:  # noqa: ASYNC109
         """The ``count``-th connection opened (1-based), waiting for it if needed."""
         if not self.record:
@@ -274,6 +326,20 @@ class EmulatorServer(Generic[ConnT]):
             finally:
                 self._connection_waiters = [(c, f) for c, f in self._connection_waiters if f is not future]
         return self.connections[count - 1]
+
+    async def wait_for_event(
+        self,
+        type: str,
+        timeout: float = DEFAULT_WAIT_S,  # noqa: ASYNC109 - the helper's documented signature
+        *,
+        count: int = 1,
+    ) -> dict[str, Any]:
+        """The ``count``-th client event labelled ``type`` on the most recent connection, waiting for both
+        if needed (labels are each emulator's own: an OpenAI event ``type``, a Gemini message kind, …)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        conn = self.connections[-1] if self.connections else await self.wait_for_connection(1, timeout)
+        return await conn.wait_for_event(type, max(0.0, deadline - loop.time()), count=count)
 
     # -- websockets callbacks ---------------------------------------------------------------------
 

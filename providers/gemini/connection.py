@@ -34,7 +34,7 @@ from typing import Any, Final, TypeAlias
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from audiocodecs.format import AudioFormat
 from providers.base import UpstreamError
@@ -42,6 +42,7 @@ from providers.events import ProviderEvent
 from providers.gemini.outbox import Outbox
 from providers.gemini.translator import GeminiTranslator
 from providers.gemini.wire import INPUT_FORMAT, Scrubber
+from providers.sockets import describe_close, handshake_error, wire_logger
 
 __all__ = [
     "CLOSE_TIMEOUT_S",
@@ -70,35 +71,18 @@ MAX_HELD_AUDIO_MS: Final = 30_000
 _HELD_AUDIO_BYTES: Final = int(MAX_HELD_AUDIO_MS * INPUT_FORMAT.bytes_per_ms)
 #: WebSocket close codes whose cause repeats on retry: 1007 invalid argument or key, 1008 not found / not allowed
 _PERMANENT_CLOSE: Final = frozenset({1007, 1008})
-_PERMANENT_HTTP: Final = frozenset({400, 401, 402, 403, 404})
 
 #: an intent held during a swap: raw audio, a thunk asking the translator for messages when it is
 #: sent (its state then matches the new connection), or messages computed already
 _Op: TypeAlias = tuple[str, Any]
 
 
-class _WireLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to `websockets`. At DEBUG it would log the handshake headers — our
-    ``x-goog-api-key`` — and excerpts of every frame; this adapter never enables DEBUG."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WIRE_LOG: Final = _WireLogger(logging.getLogger(f"{__name__}.wire"), {})
-
-
-def _describe_close(exc: ConnectionClosed, scrub: Scrubber) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    reason = scrub(received.reason) if received.reason else ""
-    return f"code {received.code}: {reason}" if reason else f"code {received.code}"
+_WIRE_LOG: Final = wire_logger(__name__)
 
 
 def _close_error(exc: ConnectionClosed, scrub: Scrubber, what: str) -> UpstreamError:
     permanent = exc.rcvd is not None and exc.rcvd.code in _PERMANENT_CLOSE
-    return UpstreamError(f"Gemini {what} ({_describe_close(exc, scrub)})", retryable=not permanent)
+    return UpstreamError(f"Gemini {what} ({describe_close(exc, scrub)})", retryable=not permanent)
 
 
 class Dialer:
@@ -159,15 +143,9 @@ class Dialer:
     def _failure(self, exc: BaseException) -> UpstreamError:
         if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
             return UpstreamError(f"Gemini did not get ready within {self.timeout_s:g} s")
-        if isinstance(exc, InvalidStatus):
-            status = exc.response.status_code
-            permanent = status in _PERMANENT_HTTP
-            return UpstreamError(f"Gemini refused the connection: HTTP {status}", retryable=not permanent)
         if isinstance(exc, ConnectionClosed):
             return _close_error(exc, self._scrub, "closed the connection during setup")
-        if isinstance(exc, InvalidURI):
-            return UpstreamError("Gemini URL is not a valid WebSocket URL", retryable=False)
-        return UpstreamError(f"could not connect to Gemini: {type(exc).__name__}: {self._scrub(str(exc))}")
+        return handshake_error("Gemini", exc, self._scrub)
 
 
 class GeminiUpstreamSession:
@@ -290,7 +268,7 @@ class GeminiUpstreamSession:
                 self._ops = deque()
             self._hold(op)
             return
-        raise UpstreamError(f"Gemini connection lost ({_describe_close(exc, self._scrub)})") from None
+        raise UpstreamError(f"Gemini connection lost ({describe_close(exc, self._scrub)})") from None
 
     def _hold(self, op: _Op) -> None:
         ops = self._ops

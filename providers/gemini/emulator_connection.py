@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed
 
 from audiocodecs.resample import StreamingResampler
 from providers.emulation.faults import Faults
-from providers.emulation.server import MAX_RECORDED_EVENTS, ConnectionDropped, EmulatedConnection, new_id
+from providers.emulation.server import ConnectionDropped, EmulatedConnection, new_id
 from providers.emulation.turns import InputAudioBuffer, SpeechStarted, SpeechStopped
 from providers.emulation.vad import VadConfig
 from providers.gemini.emulator_protocol import (
@@ -140,24 +140,15 @@ class GeminiEmulatedConnection(EmulatedConnection):
     # -- sending --------------------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
-        """Send one server message in a binary frame, applying the faults (as the base class does for
-        ``type``d events; Gemini messages are recorded by `label_of`)."""
-        if self.dropped:
-            raise ConnectionDropped
-        if self._delay_s:
-            await asyncio.sleep(self._delay_s)
-            if self.dropped:
-                raise ConnectionDropped
-        data = orjson.dumps(event)
-        self.events_sent += 1
-        if self.record and len(self.sent_types) < MAX_RECORDED_EVENTS:
-            self.sent_types.append(label_of(event))
-            self.sent_frames.append(data)
-        await self.ws.send(data, text=False)
-        count = self.events_sent
-        await self._after_event(count)
+        """Send one server message in a binary frame, applying the faults (Gemini messages have no
+        ``type``: they are recorded by `label_of`)."""
+        count = await self.send_message(event, label_of(event))
         if count == self.gemini_faults.go_away_after_events:
             self._spawn(self.go_away(1000))
+
+    def _record_sent(self, label: str, data: bytes) -> None:
+        super()._record_sent(label, data)
+        self.sent_frames.append(data)
 
     async def go_away(self, time_left_ms: int) -> None:
         """Announce the end of this connection, and close it after ``time_left_ms`` (unless the client left)."""

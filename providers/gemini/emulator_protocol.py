@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from providers.emulation.faults import Faults, FaultSpecError
+from providers.emulation.faults import Faults, FaultSpecError, parse_count, parse_non_negative
 from providers.gemini.wire import LIVE_MODEL
 
 __all__ = [
@@ -203,22 +203,6 @@ def parse_setup(message: Mapping[str, Any]) -> LiveSetup:
 # faults
 
 
-def _milliseconds(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0.0:  # also rejects NaN
-        raise ValueError("must be >= 0")
-    return value
-
-
-def _count(raw: str) -> int | None:
-    if raw.lower() in ("", "none", "off"):
-        return None
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value
-
-
 @dataclass(slots=True)
 class GeminiFaults(Faults):
     """The shared fault switches plus one of Gemini's own."""
@@ -260,6 +244,6 @@ class GeminiFaults(Faults):
 
 
 _OWN_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
-    "go_away_after_events": _count,
-    "setup_complete_delay_ms": _milliseconds,
+    "go_away_after_events": parse_count,
+    "setup_complete_delay_ms": parse_non_negative,
 }

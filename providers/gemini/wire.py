@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from audiocodecs.format import PCM16_16K, PCM16_24K
+from providers import secrets
 from providers.base import SessionConfig, TurnDetection
 from providers.events import Usage
+from providers.sockets import websocket_url
 
 __all__ = [
     "DEFAULT_API_VERSION",
@@ -51,10 +52,7 @@ OUTPUT_FORMAT: Final = PCM16_24K
 INPUT_MIME: Final = "audio/pcm;rate=16000"
 OUTPUT_MIME: Final = "audio/pcm;rate=24000"
 
-_WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _EPHEMERAL_PREFIX: Final = "auth_tokens/"
-#: provider messages are cut to this length before they travel on
-MAX_ERROR_MESSAGE_CHARS: Final = 500
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,15 +67,12 @@ def live_url(base_url: str, api_version: str, *, ephemeral: bool = False) -> str
     """The BidiGenerateContent WebSocket URL, derived as google-genai does (§3.2) except that
     http stays plain ws (the relay talks to its in-process emulator without TLS) and a trailing
     slash on the base URL does not produce ``//ws``."""
-    parts = urlsplit(base_url)
-    scheme = _WS_SCHEMES.get(parts.scheme.lower())
-    if scheme is None or not parts.netloc:
-        raise ValueError("Gemini base_url must be an http(s) or ws(s) URL with a host")
+    method = "BidiGenerateContentConstrained" if ephemeral else "BidiGenerateContent"
+    path = f"/ws/google.ai.generativelanguage.{api_version}.GenerativeService.{method}"
+    url = websocket_url("Gemini", base_url, path)  # checks the base URL first
     if not re.fullmatch(r"v\d+(?:alpha|beta)?\d*", api_version):
         raise ValueError(f"Gemini api_version must look like v1, v1beta or v1alpha; got {api_version!r}")
-    method = "BidiGenerateContentConstrained" if ephemeral else "BidiGenerateContent"
-    path = f"{parts.path.rstrip('/')}/ws/google.ai.generativelanguage.{api_version}.GenerativeService.{method}"
-    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+    return url
 
 
 def auth_headers(api_key: str) -> dict[str, str]:
@@ -269,32 +264,12 @@ def parse_duration_s(value: object) -> float | None:
     return None
 
 
-#: Google API keys (``AIza`` + 35 characters) and ephemeral tokens (``auth_tokens/…``)
-_TOKEN_RE: Final = re.compile(r"AIza[0-9A-Za-z_\-]{10,}|auth_tokens/[0-9A-Za-z_\-.]+")
-_REDACTED: Final = "[redacted]"
+class Scrubber(secrets.Scrubber):
+    """Scrubs the given keys, Google API keys (``AIza`` + 35 characters) and ephemeral tokens (``auth_tokens/…``)."""
+
+    __slots__ = ()
+    pattern = re.compile(r"AIza[0-9A-Za-z_\-]{10,}|auth_tokens/[0-9A-Za-z_\-.]+")
 
 
-def scrub_secrets(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` without the given secrets or anything shaped like a Google key, cut to a sane length."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    text = _TOKEN_RE.sub(_REDACTED, text)
-    if len(text) > MAX_ERROR_MESSAGE_CHARS:
-        text = text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return text
-
-
-class Scrubber:
-    """`scrub_secrets` bound to the keys of one provider; its repr never shows them."""
-
-    __slots__ = ("_secrets",)
-
-    def __init__(self, *secrets: str) -> None:
-        self._secrets = tuple(s for s in secrets if s)
-
-    def __call__(self, text: str) -> str:
-        return scrub_secrets(text, self._secrets)
-
-    def __repr__(self) -> str:
-        return f"Scrubber(<{len(self._secrets)} secret(s)>)"
+#: `text` without the given secrets or anything shaped like a Google key, cut to `MAX_ERROR_MESSAGE_CHARS`
+scrub_secrets: Final = Scrubber.scrub

@@ -16,12 +16,13 @@ from typing import Any, Final
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from audiocodecs.format import AudioFormat
 from providers.base import SessionConfig, UpstreamError
 from providers.events import ProviderError, ProviderEvent
 from providers.openai.translator import OpenAITranslator, Phase, Scrubber, is_permanent_error
+from providers.sockets import describe_close, handshake_error, wire_logger
 
 __all__ = ["CLOSE_TIMEOUT_S", "MAX_MESSAGE_BYTES", "OpenAIUpstreamSession", "open_session"]
 
@@ -32,29 +33,11 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 #: how long a closing handshake may take before the TCP connection is dropped
 CLOSE_TIMEOUT_S: Final = 2.0
-#: HTTP statuses at the upgrade that will not change on retry
-_PERMANENT_HTTP: Final = frozenset({400, 401, 402, 403, 404})
 #: WebSocket close code OpenAI uses for a refused key (IANA: 3000 "Unauthorized")
 _CLOSE_UNAUTHORIZED: Final = 3000
 
 
-class _WireLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The logger handed to `websockets`. At DEBUG it would log the handshake headers — our
-    `Authorization: Bearer <key>` — and excerpts of every frame; this adapter never enables DEBUG."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WIRE_LOG: Final = _WireLogger(logging.getLogger(f"{__name__}.wire"), {})
-
-
-def _describe_close(exc: ConnectionClosed, scrub: Scrubber) -> str:
-    received = exc.rcvd
-    if received is None:
-        return "no close frame"
-    reason = scrub(received.reason) if received.reason else ""
-    return f"code {received.code}: {reason}" if reason else f"code {received.code}"
+_WIRE_LOG: Final = wire_logger(__name__)
 
 
 def _setup_failure(exc: BaseException, timeout_s: float, scrub: Scrubber) -> UpstreamError:
@@ -63,17 +46,12 @@ def _setup_failure(exc: BaseException, timeout_s: float, scrub: Scrubber) -> Ups
         return exc
     if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
         return UpstreamError(f"OpenAI did not get ready within {timeout_s:g} s")
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        return UpstreamError(f"OpenAI refused the connection: HTTP {status}", retryable=status not in _PERMANENT_HTTP)
     if isinstance(exc, ConnectionClosed):
         permanent = exc.rcvd is not None and exc.rcvd.code == _CLOSE_UNAUTHORIZED
         return UpstreamError(
-            f"OpenAI closed the connection during setup ({_describe_close(exc, scrub)})", retryable=not permanent
+            f"OpenAI closed the connection during setup ({describe_close(exc, scrub)})", retryable=not permanent
         )
-    if isinstance(exc, InvalidURI):
-        return UpstreamError("OpenAI URL is not a valid WebSocket URL", retryable=False)
-    return UpstreamError(f"could not connect to OpenAI: {type(exc).__name__}: {scrub(str(exc))}")
+    return handshake_error("OpenAI", exc, scrub)
 
 
 async def open_session(
@@ -196,7 +174,7 @@ class OpenAIUpstreamSession:
     def _lost_while_sending(self, exc: ConnectionClosed) -> None:
         if self._closing:
             return  # we closed it: late intents are dropped
-        raise UpstreamError(f"OpenAI connection lost ({_describe_close(exc, self._scrub)})") from None
+        raise UpstreamError(f"OpenAI connection lost ({describe_close(exc, self._scrub)})") from None
 
     # -- events --------------------------------------------------------------------------------
 
@@ -228,7 +206,7 @@ class OpenAIUpstreamSession:
         if closed.rcvd is not None and closed.rcvd.code == 1000:
             log.info("OpenAI closed the connection normally")
             return
-        raise UpstreamError(f"OpenAI connection lost ({_describe_close(closed, self._scrub)})")
+        raise UpstreamError(f"OpenAI connection lost ({describe_close(closed, self._scrub)})")
 
     async def close(self) -> None:
         """Close with 1000. Idempotent; `events()` then ends without an error."""

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from providers.base import ProviderKind, SessionConfig, UpstreamError, UpstreamSession
 from providers.openai.connection import open_session
+from providers.sockets import websocket_url
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "OpenAIProvider", "realtime_url"]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 DEFAULT_MODEL: Final = "gpt-realtime"
 _REALTIME_MODEL: Final = re.compile(r"gpt-[A-Za-z0-9.\-]*realtime[A-Za-z0-9.\-]*")
-_WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
 def realtime_url(base_url: str, model: str) -> str:
     """The Realtime WebSocket URL for `base_url`, derived as the official SDK does: http→ws,
     https→wss, the path with `/realtime` appended, `model=` added to the base URL's own query."""
-    parts = urlsplit(base_url)
-    scheme = _WS_SCHEMES.get(parts.scheme.lower())
-    if scheme is None or not parts.netloc:
-        raise ValueError("OpenAI base_url must be an http(s) or ws(s) URL with a host")
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("model", model)]
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/realtime", urlencode(query), ""))
+    return websocket_url("OpenAI", base_url, "/realtime", [("model", model)])
 
 
 class OpenAIProvider:

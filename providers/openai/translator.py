@@ -28,6 +28,7 @@ from typing import Any, Final
 import orjson
 
 from audiocodecs.format import PCM16_24K, AudioFormat, Encoding
+from providers import secrets
 from providers.base import SessionConfig, TurnDetection
 from providers.events import (
     AudioDelta,
@@ -70,8 +71,6 @@ TRANSCRIPTION_MODEL: Final = "gpt-4o-transcribe"
 MAX_TRACKED_RESPONSES: Final = 8
 #: unknown server event types remembered (each is logged once)
 MAX_UNKNOWN_TYPES: Final = 256
-#: provider error messages are cut to this length before they travel on
-MAX_ERROR_MESSAGE_CHARS: Final = 500
 
 PCMU_8K: Final = AudioFormat(Encoding.ULAW, 8000)
 PCMA_8K: Final = AudioFormat(Encoding.ALAW, 8000)
@@ -143,35 +142,15 @@ PERMANENT_ERROR_CODES: Final = frozenset(
 # secrets
 
 
-_TOKEN_RE: Final = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_*\-]{3,}")
-_REDACTED: Final = "[redacted]"
+class Scrubber(secrets.Scrubber):
+    """Scrubs the given keys and anything shaped like an OpenAI key (`sk-…`, `ek_…`, even partly masked)."""
+
+    __slots__ = ()
+    pattern = re.compile(r"\b(?:sk|ek|rk)[-_][A-Za-z0-9_*\-]{3,}")
 
 
-def scrub_secrets(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` without the given secrets, without anything shaped like an OpenAI key (`sk-…`,
-    `ek_…`, even partly masked), and cut to `MAX_ERROR_MESSAGE_CHARS`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    text = _TOKEN_RE.sub(_REDACTED, text)
-    if len(text) > MAX_ERROR_MESSAGE_CHARS:
-        text = text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return text
-
-
-class Scrubber:
-    """`scrub_secrets` bound to the keys of one provider; its repr never shows them."""
-
-    __slots__ = ("_secrets",)
-
-    def __init__(self, *secrets: str) -> None:
-        self._secrets = tuple(s for s in secrets if s)
-
-    def __call__(self, text: str) -> str:
-        return scrub_secrets(text, self._secrets)
-
-    def __repr__(self) -> str:
-        return f"Scrubber(<{len(self._secrets)} secret(s)>)"
+#: `text` without the given secrets or anything shaped like an OpenAI key, cut to `MAX_ERROR_MESSAGE_CHARS`
+scrub_secrets: Final = Scrubber.scrub
 
 
 # ---------------------------------------------------------------------------------------------

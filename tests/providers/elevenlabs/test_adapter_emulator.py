@@ -322,7 +322,7 @@ async def test_without_keepalives_the_service_times_out() -> None:
 async def test_tls_and_snake_case_keys() -> None:
     async with ElevenLabsEmulator(api_key=API_KEY, tls=True, key_style="snake") as emu:
         assert emu.tls is not None and emu.base_url.startswith("https://")
-        session = await provider_for(emu, ssl_context=emu.tls.client_context()).connect(config())
+        session = await provider_for(emu, ssl_context=emu.client_ssl_context()).connect(config())
         events = Events(session)
         await speak(session)
         done = await events.until_done()

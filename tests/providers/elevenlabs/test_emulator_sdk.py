@@ -70,7 +70,7 @@ def frames(monkeypatch: pytest.MonkeyPatch) -> list[str | bytes]:
 async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ElevenLabsEmulator]:
     async with ElevenLabsEmulator(api_key=KEY, tls=True) as emu:
         assert emu.tls is not None
-        monkeypatch.setenv("SSL_CERT_FILE", str(emu.tls.ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(emu.ca_pem_path))
         yield emu
 
 

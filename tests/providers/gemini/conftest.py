@@ -93,7 +93,7 @@ def sdk_client(emulator: GeminiEmulator, api_key: str = "test-key", api_version:
     options = types.HttpOptions(
         base_url=emulator.base_url,
         api_version=api_version,
-        async_client_args={"ssl": emulator.ssl_context_for_clients()},
+        async_client_args={"ssl": emulator.client_ssl_context()},
     )
     return genai.Client(api_key=api_key, http_options=options)
 

@@ -502,7 +502,7 @@ async def test_malformed_frame_is_skipped(emulator: GeminiEmulator) -> None:
 async def test_tls_with_a_trusted_context() -> None:
     async with GeminiEmulator(tls=True) as emu:
         assert emu.base_url.startswith("https://")
-        session = await connect(emu, ssl_context=emu.ssl_context_for_clients())
+        session = await connect(emu, ssl_context=emu.client_ssl_context())
         events = Events(session)
         await session.send_text("over TLS", final=True, respond=True)
         done = await events.until_done()

@@ -258,7 +258,7 @@ async def test_default_api_version_and_ephemeral_token_path(tls_emulator: Gemini
     assert conn.path.endswith("v1alpha.GenerativeService.BidiGenerateContentConstrained")
     assert conn.ws.request is not None and conn.ws.request.headers["Authorization"] == "Token auth_tokens/abc123"
     options = types.HttpOptions(
-        base_url=tls_emulator.base_url + "/", async_client_args={"ssl": tls_emulator.ssl_context_for_clients()}
+        base_url=tls_emulator.base_url + "/", async_client_args={"ssl": tls_emulator.client_ssl_context()}
     )
     async with genai.Client(api_key="k", http_options=options).aio.live.connect(model=MODEL, config=AUDIO_CONFIG):
         pass
