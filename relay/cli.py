@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     table = sub.add_parser("settings", help="print every setting (environment variable) as a Markdown table")
     table.set_defaults(func=_settings)
+    from relay.cli_tenants import add_parser as add_tenants_parser
+
+    add_tenants_parser(sub)
+    from relay.metering.cli import add_parser as add_meter_parser
+
+    add_meter_parser(sub)
     return parser
 
 

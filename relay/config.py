@@ -68,6 +68,30 @@ class Settings:
     # Emulator knobs (used when a provider is emulated).
     # Real providers stream faster than real time; 3x is a fair imitation. 0 = as fast as possible.
     emulator_speed: float = 3.0
+    # Tenants, API keys and cost records live here (relay/store). SQLite file or PostgreSQL.
+    database_url: str = "sqlite:///./relay.db"
+    database_pool_size: int = 4
+    # Signs browser tokens (POST /v1/tokens). Unset: a random per-process secret (see docs/tenants.md).
+    token_secret: Secret = Secret("")
+    token_default_ttl_s: int = 300
+    # Metering (relay/metering, docs/metering.md). REDIS_URL unset: the embedded default, usage
+    # recorded in-process into DATABASE_URL. Set: usage goes to a Redis stream for `realtime-relay meter`.
+    redis_url: Secret = Secret("")
+    meter_in_process: bool = False
+    meter_stream: str = "relay:usage"
+    meter_group: str = "relay-meter"
+    meter_dead_letter_stream: str = "relay:usage:dead"
+    meter_consumer_name: str = ""
+    meter_queue_size: int = 10_000
+    meter_batch_size: int = 200
+    # Empty: next to a SQLite DATABASE_URL (<file>.usage-journal), else ./relay-usage.journal.
+    meter_journal_path: str = ""
+    meter_journal_fsync_ms: int = 100
+    meter_spill_after_s: float = 5.0
+    meter_flush_timeout_s: float = 5.0
+    meter_stream_maxlen: int = 0
+    meter_claim_idle_ms: int = 30_000
+    meter_max_deliveries: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +116,22 @@ class Settings:
             raise ConfigError("RELAY_MAX_MESSAGE_BYTES must be at least 1024")
         if self.emulator_speed < 0:
             raise ConfigError("RELAY_EMULATOR_SPEED must be >= 0 (0 = as fast as possible)")
+        if self.database_pool_size < 1:
+            raise ConfigError("RELAY_DATABASE_POOL_SIZE must be at least 1")
+        if not 1 <= self.token_default_ttl_s <= 600:
+            raise ConfigError("RELAY_TOKEN_DEFAULT_TTL_S must be 1..600")
+        if self.token_secret and len(self.token_secret.value) < 32:
+            raise ConfigError("RELAY_TOKEN_SECRET must be at least 32 characters")
+        if self.meter_queue_size < 1 or self.meter_batch_size < 1:
+            raise ConfigError("RELAY_METER_QUEUE_SIZE and RELAY_METER_BATCH_SIZE must be at least 1")
+        if self.meter_max_deliveries < 1:
+            raise ConfigError("RELAY_METER_MAX_DELIVERIES must be at least 1")
+        if self.meter_journal_fsync_ms < 1 or self.meter_claim_idle_ms < 0 or self.meter_stream_maxlen < 0:
+            raise ConfigError(
+                "RELAY_METER_JOURNAL_FSYNC_MS must be >= 1; RELAY_METER_CLAIM_IDLE_MS, RELAY_METER_STREAM_MAXLEN >= 0"
+            )
+        if self.meter_spill_after_s < 0 or self.meter_flush_timeout_s < 0:
+            raise ConfigError("RELAY_METER_SPILL_AFTER_S and RELAY_METER_FLUSH_TIMEOUT_S must be >= 0")
 
     @property
     def openai_emulated(self) -> bool:
@@ -109,6 +149,8 @@ ENV_PREFIXLESS: dict[str, str] = {
     "gemini_api_key": "GEMINI_API_KEY",
     "cartesia_api_key": "CARTESIA_API_KEY",
     "elevenlabs_api_key": "ELEVENLABS_API_KEY",
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
 }
 
 SETTINGS_DOC: dict[str, str] = {
@@ -139,6 +181,25 @@ SETTINGS_DOC: dict[str, str] = {
     "elevenlabs_model": "Default ElevenLabs model (empty: the adapter's current default).",
     "elevenlabs_voice": "Default ElevenLabs voice id when `session.start` names none.",
     "emulator_speed": "Emulated providers' output pace as a multiple of real time; 0 = as fast as possible.",
+    "database_url": "Tenant/API-key/cost-record store: `sqlite:///PATH`, `sqlite:///:memory:` or `postgresql://...`.",
+    "database_pool_size": "PostgreSQL connections the relay keeps at most (SQLite uses one).",
+    "token_secret": "HMAC key for browser tokens (>= 32 chars). Unset: random per process, tokens die with it.",
+    "token_default_ttl_s": "Lifetime of a browser token when `POST /v1/tokens` names no `ttl_s` (max 600).",
+    "redis_url": "Metering Redis (`redis://...`). Unset: usage is recorded in-process into `DATABASE_URL`.",
+    "meter_in_process": "With `REDIS_URL`: also run a metering consumer in this relay (else: `realtime-relay meter`).",
+    "meter_stream": "Redis stream the usage events go to.",
+    "meter_group": "Consumer group of the metering consumers.",
+    "meter_dead_letter_stream": "Stream that entries failing `RELAY_METER_MAX_DELIVERIES` times are moved to.",
+    "meter_consumer_name": "This consumer's name in the group (empty: host-pid-random).",
+    "meter_queue_size": "Usage events held in memory while Redis is slow or down; past it they spill to the journal.",
+    "meter_batch_size": "Usage events per XADD pipeline / XREADGROUP / ledger transaction.",
+    "meter_journal_path": "Local spill journal (empty: `<sqlite file>.usage-journal`, or `./relay-usage.journal`).",
+    "meter_journal_fsync_ms": "fsync interval of the journal while it holds events (power loss loses at most this).",
+    "meter_spill_after_s": "How long the transport may fail before queued events are moved to the journal.",
+    "meter_flush_timeout_s": "At shutdown, how long queued usage may take to reach Redis before it is journaled.",
+    "meter_stream_maxlen": "`XADD MAXLEN ~` guard (0: off). Trims un-acked entries too; the consumer trims safely.",
+    "meter_claim_idle_ms": "Pending entries idle this long are claimed from their (dead or stuck) consumer.",
+    "meter_max_deliveries": "Deliveries after which a failing entry goes to the dead-letter stream.",
 }
 
 

@@ -33,8 +33,9 @@ class SessionRegistry:
     def at_capacity(self) -> bool:
         return len(self._sessions) >= self.max_sessions
 
-    def tenant_full(self, tenant: str) -> bool:
-        return self._per_tenant[tenant] >= self.tenant_max_sessions
+    def tenant_full(self, tenant: str, limit: int | None = None) -> bool:
+        """Whether ``tenant`` holds ``limit`` sessions (default: the relay-wide per-tenant cap)."""
+        return self._per_tenant[tenant] >= (self.tenant_max_sessions if limit is None else limit)
 
     def add(self, session: Drainable) -> None:
         self._sessions.add(session)

@@ -22,6 +22,7 @@ def _get(url: str) -> tuple[int, str]:
 def test_serve_answers_health_and_says_what_is_emulated(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'relay.db'}"
     log = (tmp_path / "serve.log").open("w+b")
     proc = subprocess.Popen([BIN, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -55,6 +55,8 @@ def start_relay(log_dir: Path, name: str, **env_overrides: str) -> RelayServer:
     env = dict(os.environ)
     env.pop("OPENAI_API_KEY", None)  # OpenAI is then served by the relay's built-in emulator
     env.setdefault("RELAY_EMULATOR_SPEED", "0")
+    # Its own empty store: no tenant, so local development mode, whatever ./relay.db holds.
+    env["DATABASE_URL"] = f"sqlite:///{log_dir / f'relay-{name}.db'}"
     env.update(env_overrides)
     log_path = log_dir / f"relay-{name}.log"
     with log_path.open("wb") as log:

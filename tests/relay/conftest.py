@@ -70,7 +70,13 @@ async def stop_relay(relay: RunningRelay) -> None:
 
 
 def relay_settings(**overrides: Any) -> Settings:
-    base = Settings(openai_api_key=Settings().openai_api_key, emulator_speed=0.0, log_level="warning")
+    # An in-memory store: no tenant, so local development mode, unless a test passes its own database_url.
+    base = Settings(
+        openai_api_key=Settings().openai_api_key,
+        emulator_speed=0.0,
+        log_level="warning",
+        database_url="sqlite:///:memory:",
+    )
     return dataclasses.replace(base, **overrides)
 
 

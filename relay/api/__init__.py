@@ -1,0 +1,1 @@
+"""The relay's HTTP API besides the session socket: tokens, tenants, usage, prices."""
