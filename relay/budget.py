@@ -29,3 +29,21 @@ async def check_budget(state: RelayState, identity: Identity) -> None:
         raise AuthRefused(503, "the tenant store is unavailable; try again") from None
     if spend >= record.budget_usd:
         raise AuthRefused(402, "this tenant has reached its budget")
+
+
+async def over_budget(state: RelayState, identity: Identity) -> bool:
+    """Mid-session check, run after each response (never on the audio path). A store error is not
+    a reason to end a paying session: the handshake check is where the store must answer."""
+    record = identity.record
+    if record is None or record.budget_usd is None:
+        return False
+    # Budgets change (PUT, CLI): read the tenant's current one rather than the handshake's copy.
+    current = await state.auth.tenants.get(identity.tenant)
+    budget = current.budget_usd if current is not None else record.budget_usd
+    if budget is None:
+        return False
+    try:
+        return await tenant_spend(state.db, identity.tenant) >= budget
+    except StoreError as exc:
+        LOG.warning("mid-session budget check could not read the tenant's spend: %s", exc)
+        return False

@@ -8,12 +8,13 @@ its store work (key lookup, spend) here, once per session, never on the audio pa
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from relay.auth import AuthRefused
-from relay.budget import check_budget
+from relay.auth import AuthRefused, Identity
+from relay.budget import check_budget, over_budget
 from relay.errors import CLOSE_RESTART, CLOSE_TRY_AGAIN
 from relay.outbound import OutboundQueue
 from relay.pins import pinned_directory
@@ -56,6 +57,7 @@ async def session_endpoint(ws: WebSocket) -> None:
             tenant=identity.tenant,
             outbound=outbound,
             metrics=state.metrics,
+            over_budget=_budget_probe(state, identity),
         )
         registry.add(session)
     try:
@@ -73,3 +75,9 @@ async def session_endpoint(ws: WebSocket) -> None:
     finally:
         if session is not None:
             registry.remove(session)
+
+
+def _budget_probe(state: RelayState, identity: Identity) -> Callable[[], Awaitable[bool]] | None:
+    if identity.record is None or identity.record.budget_usd is None:
+        return None
+    return lambda: over_budget(state, identity)

@@ -26,6 +26,9 @@ SUBPROTOCOL_MSGPACK = "relay.v1.msgpack"
 TOKEN_SUBPROTOCOL_PREFIX = "relay.token."
 
 MODALITIES = frozenset({"audio", "text"})
+METADATA_MAX_KEYS = 16
+METADATA_MAX_KEY_CHARS = 64
+METADATA_MAX_VALUE_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,14 @@ def _session_start(obj: Mapping[str, Any]) -> SessionStart:
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise InvalidMessage("field 'metadata' must be a map of strings to strings")
+    # Metadata is copied onto every usage record: keep it small.
+    if len(metadata) > METADATA_MAX_KEYS or any(
+        len(k) > METADATA_MAX_KEY_CHARS or len(v) > METADATA_MAX_VALUE_CHARS for k, v in metadata.items()
+    ):
+        raise InvalidMessage(
+            f"field 'metadata' allows at most {METADATA_MAX_KEYS} keys of <= {METADATA_MAX_KEY_CHARS} characters "
+            f"with values of <= {METADATA_MAX_VALUE_CHARS} characters"
+        )
     framing = _str(obj, "output_audio_framing", default="binary")
     if framing not in ("binary", "base64"):
         raise InvalidMessage("field 'output_audio_framing' must be 'binary' or 'base64'")

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -33,6 +34,7 @@ from relay.errors import (
     InvalidAudio,
     InvalidMessage,
     InvalidState,
+    QuotaExceeded,
     RelayError,
     TooManyInvalid,
     Unsupported,
@@ -91,6 +93,7 @@ class Session:
         tenant: str,
         outbound: OutboundQueue,
         metrics: RelayMetrics | None = None,
+        over_budget: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.directory = directory
@@ -98,6 +101,8 @@ class Session:
         self.tenant = tenant
         self.outbound = outbound
         self.metrics = metrics
+        self._over_budget = over_budget
+        self._budget_task: asyncio.Task[None] | None = None
         self.session_id = "sess_" + uuid.uuid4().hex[:24]
         self.state = SessionState.AWAITING_START
         self.start: p.SessionStart | None = None
@@ -436,6 +441,20 @@ class Session:
         )
         if not self._responses:
             self._settled.set()
+        self._schedule_budget_check()
+
+    def _schedule_budget_check(self) -> None:
+        """After each response, check the tenant's budget in the background: the check reads the
+        store, so it must never hold up the upstream pump or the audio."""
+        if self._over_budget is None or self.state is not SessionState.ACTIVE:
+            return
+        if self._budget_task is None or self._budget_task.done():
+            self._budget_task = asyncio.create_task(self._check_budget(), name=f"budget-{self.session_id}")
+
+    async def _check_budget(self) -> None:
+        assert self._over_budget is not None
+        if await self._over_budget():
+            await self.finish("quota_exceeded", QuotaExceeded.close_code or 1008, QuotaExceeded("budget reached"))
 
     def _remember(self, track: ResponseTrack) -> None:
         self._recent[track.response_id] = track
@@ -500,6 +519,8 @@ class Session:
         current = asyncio.current_task()
         if self._timer is not None and self._timer is not current:
             self._timer.cancel()
+        if self._budget_task is not None and self._budget_task is not current:
+            self._budget_task.cancel()
         if error is not None:
             self.outbound.put_event({"type": "error", "code": error.code, "message": error.message, "fatal": True})
         await self._settle(current)
