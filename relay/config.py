@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+
 
 class ConfigError(ValueError):
     """A setting in the environment has a value we cannot use."""
@@ -50,6 +52,11 @@ class Settings:
     # hard-limit policy drop the oldest audio (a stuck client must not stall the provider forever).
     backpressure_max_wait_ms: int = 3000
     drain_timeout_s: float = 10.0
+    # soxr quality of the client->provider resampler. HQ holds back ~16.5 ms of audio at 16->24 kHz
+    # (its filter's delay), which a server VAD sees as a later end of turn; QQ holds ~0.1 ms at
+    # ~32 dB SNR. Quality by default; latency-critical deployments may choose QQ.
+    input_resample_quality: str = "HQ"
+    output_resample_quality: str = "HQ"
     # Providers. A missing key means the provider is served by its local emulator.
     openai_api_key: Secret = Secret("")
     openai_base_url: str = "https://api.openai.com/v1"
@@ -114,6 +121,9 @@ class Settings:
             raise ConfigError("RELAY_OUTBOUND_HARD_LIMIT_MS must be >= RELAY_OUTBOUND_HIGH_WATER_MS")
         if self.max_message_bytes < 1024:
             raise ConfigError("RELAY_MAX_MESSAGE_BYTES must be at least 1024")
+        for name in ("input_resample_quality", "output_resample_quality"):
+            if getattr(self, name) not in RESAMPLE_QUALITIES:
+                raise ConfigError(f"{env_name(name)} must be one of {', '.join(RESAMPLE_QUALITIES)}")
         if self.emulator_speed < 0:
             raise ConfigError("RELAY_EMULATOR_SPEED must be >= 0 (0 = as fast as possible)")
         if self.database_pool_size < 1:
@@ -165,6 +175,8 @@ SETTINGS_DOC: dict[str, str] = {
     "outbound_high_water_ms": "Queued output audio (ms) at which the relay stops reading upstream.",
     "outbound_hard_limit_ms": "Queued output audio (ms) past which the oldest audio is dropped and counted.",
     "backpressure_max_wait_ms": "How long reading upstream pauses at the high-water mark before drop-oldest applies.",
+    "input_resample_quality": "Resampler quality to the provider (QQ LQ MQ HQ VHQ); HQ holds ~16 ms at 16->24 kHz.",
+    "output_resample_quality": "Resampler quality towards the client (QQ, LQ, MQ, HQ, VHQ).",
     "drain_timeout_s": "On SIGTERM, how long sessions may finish before they are closed with 1012.",
     "openai_api_key": "OpenAI key. Unset: `openai` is served by the in-process emulator.",
     "openai_base_url": "OpenAI API base URL (the WebSocket URL is derived from it).",

@@ -281,8 +281,12 @@ class Session:
         self._provider_out = upstream.output_format
         self._client_out = msg.output_audio
         if provider.kind != "tts":
-            self._in_tc = Transcoder(msg.input_audio, upstream.input_format)
-        self._out_tc = Transcoder(upstream.output_format, msg.output_audio)
+            self._in_tc = Transcoder(
+                msg.input_audio, upstream.input_format, quality=self.settings.input_resample_quality
+            )
+        self._out_tc = Transcoder(
+            upstream.output_format, msg.output_audio, quality=self.settings.output_resample_quality
+        )
         self._to(SessionState.ACTIVE)
         self.outbound.put_event(
             {
