@@ -343,7 +343,7 @@ class GeminiUpstreamSession:
                 out.finish()
             else:
                 out.finish(_close_error(exc, self._scrub, "connection lost"))
-        except Exception:
+        except Exception:  # a bug in the adapter: fail this session's upstream loudly, not the relay
             log.exception("Gemini reader failed")
             out.extend(tr.connection_lost())
             out.finish(UpstreamError("Gemini adapter failed (see the relay log)"))

@@ -402,7 +402,7 @@ class GeminiEmulatedConnection(EmulatedConnection):
                     await self.send_event({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
         except (ConnectionDropped, ConnectionClosed):
             pass
-        except Exception:
+        except Exception:  # an emulator bug: log it and close 1011, as a server would
             log.exception("emulated turn failed")
             await self.ws.close(CLOSE_INTERNAL, "Internal error occurred.")
         finally:
