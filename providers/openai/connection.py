@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 
 from audiocodecs.format import AudioFormat
 from providers.base import SessionConfig, UpstreamError
@@ -139,8 +140,18 @@ class OpenAIUpstreamSession:
     # -- intents -------------------------------------------------------------------------------
 
     async def send_audio(self, audio: bytes) -> None:
+        frame = self._translator.append_audio(audio)
+        ws = self._ws
+        # The per-frame hot path. While the connection is open, nothing is mid-fragment and the
+        # socket is not paused, do what `send()` does — hand the frame to the sans-I/O protocol and
+        # write it — without its per-call context manager (a measurable share of the relay's CPU
+        # at 50 frames/s/session). Anything else takes the regular path: flow control, closing.
+        if ws.protocol.state is State.OPEN and ws.send_in_progress is None and not ws.paused:
+            ws.protocol.send_text(frame)
+            ws.send_data()
+            return
         try:
-            await self._ws.send(self._translator.append_audio(audio), text=True)
+            await ws.send(frame, text=True)
         except ConnectionClosed as exc:
             self._lost_while_sending(exc)
 
