@@ -30,11 +30,8 @@ dataclass; bytes are base64, `status` is its value, and `usage` lists only its n
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import itertools
 import logging
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +50,11 @@ from providers.elevenlabs.translator import (
     is_permanent_failure,
     scrub_secrets,
 )
-from providers.events import ProviderEvent, Usage
+from tests.transcripts.format import load, render
 
 TRANSCRIPTS = sorted((Path(__file__).resolve().parents[2] / "transcripts" / "elevenlabs").glob("*.jsonl"))
 INTENT_OPS = {"send_text", "interrupt", "keepalive", "update"}
 LINE_KINDS = {"config", "comment", "intent", "server", "raw", "lost"}
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def build_config(d: dict[str, Any]) -> SessionConfig:
@@ -71,20 +64,6 @@ def build_config(d: dict[str, Any]) -> SessionConfig:
         client_output=AudioFormat.from_dict(d["client_output"], PCM16_24K),
         voice=d.get("voice"),
     )
-
-
-def render(event: ProviderEvent) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type(event).__name__}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, bytes):
-            value = base64.b64encode(value).decode()
-        elif isinstance(value, Usage):
-            value = {k: n for k, n in value.to_dict().items() if n}
-        elif isinstance(value, Enum):
-            value = value.value
-        out[f.name] = value
-    return out
 
 
 def apply_intent(tr: ElevenLabsTranslator, intent: dict[str, Any]) -> Any:

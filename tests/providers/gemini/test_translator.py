@@ -33,9 +33,6 @@ dataclass; bytes are base64, `status` is its value, and `usage` lists only its n
 from __future__ import annotations
 
 import base64
-import dataclasses
-import time
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +41,7 @@ import pytest
 
 from audiocodecs.format import PCM16_16K, PCM16_24K, AudioFormat
 from providers.base import SessionConfig, TurnDetection
-from providers.events import ProviderEvent, ResponseDone, ResponseStatus, Usage
+from providers.events import ResponseDone, ResponseStatus, Usage
 from providers.gemini.provider import DEFAULT_MODEL, GeminiProvider
 from providers.gemini.translator import GeminiTranslator, Phase
 from providers.gemini.wire import (
@@ -58,6 +55,7 @@ from providers.gemini.wire import (
     scrub_secrets,
     tool_response_payload,
 )
+from tests.transcripts.format import load, render
 
 TRANSCRIPTS = sorted((Path(__file__).resolve().parents[2] / "transcripts" / "gemini").glob("*.jsonl"))
 INTENT_OPS = {
@@ -84,10 +82,6 @@ SERVER_KEYS = {
 }
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def build_config(d: dict[str, Any]) -> SessionConfig:
     return SessionConfig(
         model=d["model"],
@@ -109,20 +103,6 @@ def build_translator(header: dict[str, Any]) -> GeminiTranslator:
         id_prefix=header.get("id_prefix", "resp_"),
         context_window_compression=header.get("compression"),
     )
-
-
-def render(event: ProviderEvent) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type(event).__name__}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, bytes):
-            value = base64.b64encode(value).decode()
-        elif isinstance(value, Usage):
-            value = {k: n for k, n in value.to_dict().items() if n}
-        elif isinstance(value, Enum):
-            value = value.value
-        out[f.name] = value
-    return out
 
 
 def state_of(tr: GeminiTranslator) -> dict[str, Any]:
@@ -239,20 +219,6 @@ def test_audio_message_is_the_json_of_the_realtime_input() -> None:
     assert orjson.loads(tr.append_audio(audio)) == {
         "realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": base64.b64encode(audio).decode()}}
     }
-
-
-def test_audio_path_is_cheap() -> None:
-    # The per-frame path (50 frames a second per session) is one concatenation around b2a_base64:
-    # measured ≈ 1.1 µs for a 20 ms frame here (a dict + b64encode + orjson: ≈ 1.6 µs), and the whole
-    # of send_audio adds ≈ 2 µs to the socket's own ≈ 11 µs. The bound is loose for slow CI machines.
-    tr = make_translator()
-    frame = bytes(640)
-    rounds = 20_000
-    start = time.perf_counter()
-    for _ in range(rounds):
-        tr.append_audio(frame)
-    per_frame_us = (time.perf_counter() - start) / rounds * 1e6
-    assert per_frame_us < 5.0, f"{per_frame_us:.2f} µs per frame"
 
 
 def test_live_url_and_headers() -> None:

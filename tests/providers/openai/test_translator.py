@@ -31,9 +31,7 @@ dataclass; bytes are base64, `status` is its value, and `usage` lists only its n
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ import pytest
 
 from audiocodecs.format import PCM16_16K, PCM16_24K, AudioFormat
 from providers.base import SessionConfig, TurnDetection
-from providers.events import ProviderEvent, ResponseDone, Usage
+from providers.events import ResponseDone
 from providers.openai.provider import OpenAIProvider, realtime_url
 from providers.openai.translator import (
     MAX_TRACKED_RESPONSES,
@@ -52,6 +50,7 @@ from providers.openai.translator import (
     normalize_tool,
     scrub_secrets,
 )
+from tests.transcripts.format import load, render
 
 TRANSCRIPTS = sorted((Path(__file__).resolve().parents[2] / "transcripts" / "openai").glob("*.jsonl"))
 INTENT_OPS = {
@@ -67,10 +66,6 @@ INTENT_OPS = {
 LINE_KINDS = {"config", "comment", "intent", "server", "raw", "lost"}
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def build_config(d: dict[str, Any]) -> SessionConfig:
     return SessionConfig(
         model=d["model"],
@@ -82,20 +77,6 @@ def build_config(d: dict[str, Any]) -> SessionConfig:
         turn_detection=TurnDetection(d.get("turn_detection", "server_vad")),
         tools=tuple(d.get("tools", ())),
     )
-
-
-def render(event: ProviderEvent) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type(event).__name__}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, bytes):
-            value = base64.b64encode(value).decode()
-        elif isinstance(value, Usage):
-            value = {k: n for k, n in value.to_dict().items() if n}
-        elif isinstance(value, Enum):
-            value = value.value
-        out[f.name] = value
-    return out
 
 
 def without_event_ids(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
