@@ -25,7 +25,7 @@ What it speaks (reference §2a, §2b and the §5 "Fake ElevenLabs TTS" checklist
   `wait_for_event` knows client messages by `message_kind` (``init``, ``text``, ``flush``,
   ``close_context``, ``keepalive``, …).
 
-Run it as its own process (the load tester does): ``python -m providers.elevenlabs.emulator --port 8767``.
+Run it as its own process (the load tester does): ``python -m providers.elevenlabs.emulator --port 8768``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from providers.emulation.server import EmulatorServer
 
 __all__ = ["DEFAULT_PORT", "ElevenLabsEmulator", "main"]
 
-DEFAULT_PORT: Final = 8767
+DEFAULT_PORT: Final = 8768  # one port per emulator, so all four can run side by side
 
 
 class ElevenLabsEmulator(EmulatorServer[ElevenLabsEmulatedConnection]):
